@@ -496,6 +496,9 @@ const HTML_QUOTES: [(Option<&str>, Option<&str>); 7] = [
 ///   longer text (HTTP Basic `user:password`, a data URL, a trace resource); each with `/` as
 ///   `\/` too (PHP's `json_encode`); the same of the value's Latin-1 bytes, for a value of
 ///   characters up to U+00FF (JavaScript's `btoa`, [`latin1_bytes`]);
+/// - the part of a longer base64 text that depends on the value's JSON escaping alone, at each
+///   alignment (a Playwright JSON report's attachment of a JSON text), for a value of at most
+///   [`MAX_JSON_BASE64`] bytes;
 /// - percent-encoding in both hex cases, with `%20` or `+` for a space, by each of the common
 ///   encoders (RFC 3986, Python's `quote` leaving `/`, the browsers' form encoding, JavaScript's
 ///   `encodeURIComponent` and `encodeURI`);
@@ -584,6 +587,23 @@ pub fn secret_forms(value: &str) -> Vec<Form> {
         .collect();
     for p in php {
         push!(p, Encoding::Base64, MIN_EMBEDDED);
+    }
+    // The base64 of a JSON text holding the value, as a Playwright JSON report keeps an
+    // attachment's `body` (`attach('payload', { body: JSON.stringify({ password }) })`): the
+    // value's JSON escaping inside a longer base64 text, at each alignment, where it differs
+    // from the value, for a value of at most [`MAX_JSON_BASE64`] bytes (found by attacking
+    // `exec`'s masking with real Node.js writers, thirty-third pass).
+    let json_text = Zeroizing::new(json_escape(value, false, |_| false));
+    if json_text.as_str() != value && bytes.len() <= MAX_JSON_BASE64 {
+        for enc in [&BASE64_NOPAD, &BASE64URL_NOPAD] {
+            for offset in 0..3 {
+                push!(
+                    embedded(enc, json_text.as_bytes(), offset, 6),
+                    Encoding::Base64,
+                    MIN_EMBEDDED,
+                );
+            }
+        }
     }
     for safe in PERCENT_SAFE {
         for lower in [false, true] {
@@ -1263,6 +1283,11 @@ pub const MAX_DECIMAL: usize = 1024;
 /// ([`wrapped_base64`]): four more forms a third longer than the value put a 1.7 KiB PEM
 /// key's over the bound of a DFA, as [`MAX_DECIMAL`]'s do.
 pub const MAX_WRAPPED: usize = 1024;
+
+/// The longest value, in bytes, whose JSON escaping's base64 inside a longer text is a form
+/// of it (a Playwright JSON report's attachment): six more forms a third longer than the
+/// value would put a 1.7 KiB PEM key's over the bound of a DFA, as [`MAX_DECIMAL`]'s do.
+pub const MAX_JSON_BASE64: usize = 1024;
 
 /// A word holding `value` as bash 5 displays it, between its quotes where it has some: in
 /// single quotes with `'` as `'\''` (`set -x`, `${v@Q}`), with a backslash before each

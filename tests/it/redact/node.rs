@@ -282,6 +282,36 @@ fn regression_node_inspect_of_the_json_text_of_the_password_is_masked_and_scrubb
     }
 }
 
+const NODE_REPORT: &str = r#"const attachment = (name, body) => ({ name, contentType: 'application/json', body: Buffer.from(body).toString('base64') });
+say('pw-json-report', JSON.stringify({ suites: [{ specs: [{ tests: [{ results: [{ attachments: [attachment('payload', JSON.stringify({ user: 'buyer', password: v }))] }] }] }] }] }));
+say('pw-json-report-indented', JSON.stringify({ attachments: [attachment('login', JSON.stringify({ login: { password: v } }, null, 2))] }, null, 2));
+"#;
+
+/// Found by attacking `exec`'s masking with real Node.js writers (thirty-third pass): a
+/// Playwright JSON report (`reporter: 'json'`, on the standard output or in a file) keeps an
+/// attachment's `body` as base64 (`test.info().attach('payload', { body:
+/// JSON.stringify({ password }) })`; checked with the real reporter of the pinned
+/// `@playwright/test`); the password's JSON escaping in it (`\"`, `\\`, `\t`) is not the value,
+/// so no embedded base64 form matched a password with a quote, a backslash or a control, and
+/// the report kept it. The writer builds the report's shape as the reporter writes it.
+#[test]
+fn regression_the_base64_of_a_json_attachment_holding_the_password_is_masked_and_scrubbed() {
+    let source = format!("{PRELUDE}{NODE_REPORT}");
+    for value in [QUOTES_VALUE, VALUE] {
+        assert_masked_and_scrubbed(
+            value,
+            &[(Lang::Node, &source)],
+            &[
+                ("pw-json-report", "\"attachments\":[{\"name\":\"payload\""),
+                (
+                    "pw-json-report-indented",
+                    "\"body\": \"ewogICJsb2dpbiI6IHsKICAgICJwYXNzd29yZCI6ICJ",
+                ),
+            ],
+        );
+    }
+}
+
 const NODE_EXPECT: &str = r#"const fail = (name, check) => { try { check(); } catch (e) { say(name, e.message); } };
 fail('pw-expect-to-be', () => expect(v).toBe('nope'));
 fail('pw-expect-to-equal', () => expect({ password: v }).toEqual({ password: 'nope' }));
