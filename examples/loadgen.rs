@@ -20,7 +20,9 @@
 //!
 //! Each row also gives, from `/proc/stat` over the row, the busy CPU time of the whole machine
 //! per request and the share of its CPUs left idle (with iowait) or stolen by the hypervisor:
-//! a server that leaves CPUs idle while its clients wait for one shows there.
+//! a server that leaves CPUs idle while its clients wait for one shows there. From
+//! `/proc/diskstats` of the block device holding `--dir`, it gives the flushes a request and
+//! the writes and KiB written a flush: what each durable batch costs the disk.
 //!
 //! `--idle N` prints the daemon's RSS and thread count with N connections open instead;
 //! `--only A,B` keeps only the targets whose names start with A or B (and the baselines);
@@ -180,12 +182,12 @@ impl DiskTimes {
     }
 }
 
-/// A row's disk: flushes per request, and writes and KiB written per flush.
+/// A row's disk: flushes per request, and writes and KiB written per flush (`None` for a
+/// row that flushed nothing).
 #[derive(Clone, Copy)]
 struct DiskShare {
     flushes_per_request: f64,
-    writes_per_flush: f64,
-    kib_per_flush: f64,
+    per_flush: Option<(f64, f64)>,
 }
 
 impl DiskShare {
@@ -194,17 +196,11 @@ impl DiskShare {
         if requests == 0 {
             return None;
         }
-        let per_flush = |n: u64| {
-            if flushes == 0 {
-                f64::NAN
-            } else {
-                n as f64 / flushes as f64
-            }
-        };
+        let writes = b.writes.saturating_sub(a.writes) as f64;
+        let kib = b.sectors.saturating_sub(a.sectors) as f64 / 2.0;
         Some(DiskShare {
             flushes_per_request: flushes as f64 / requests as f64,
-            writes_per_flush: per_flush(b.writes.saturating_sub(a.writes)),
-            kib_per_flush: per_flush(b.sectors.saturating_sub(a.sectors)) / 2.0,
+            per_flush: (flushes > 0).then(|| (writes / flushes as f64, kib / flushes as f64)),
         })
     }
 }
@@ -703,11 +699,10 @@ fn run(opts: &Options) -> io::Result<()> {
                 )
             });
             let (flushes, writes, kib) = s.disk.map_or(("-".into(), "-".into(), "-".into()), |d| {
-                (
-                    format!("{:.3}", d.flushes_per_request),
-                    format!("{:.2}", d.writes_per_flush),
-                    format!("{:.1}", d.kib_per_flush),
-                )
+                let (writes, kib) = d.per_flush.map_or(("-".into(), "-".into()), |(w, k)| {
+                    (format!("{w:.2}"), format!("{k:.1}"))
+                });
+                (format!("{:.3}", d.flushes_per_request), writes, kib)
             });
             println!(
                 "{:<22} {:>7} {:>9} {:>12.0} {:>10.1} {:>10.1} {:>13} {:>7} {:>7} {:>10} {:>12} {:>10}",
