@@ -13,7 +13,15 @@
 //! - `fdatasync`: N threads each appending a 400-byte line to one file and `fdatasync`ing it,
 //!   plain `write` and `fdatasync` calls: "one fdatasync" of the one-client target;
 //! - `audit-append sync|nosync`: `AuditLog::append` from N threads, no socket: what the durable
-//!   audit log (with group commit and its journal) costs by itself on this disk.
+//!   audit log (with group commit and its journal) costs by itself on this disk;
+//! - `durable-echo`, `durable-echo gather`, `durable-echo parallel`, `durable-echo loop`: the
+//!   echo server again, whose every answer waits until its request line is durable (one
+//!   `O_DIRECT | O_DSYNC` write of whole 4 KiB blocks, as the audit journal writes): a thread
+//!   per connection with a plain group commit, with a leader that first waits for every open
+//!   connection's line, with a write per line and no group commit, and one `mio` loop that
+//!   gathers every connection's line and writes them itself. No scopevault code: the least any
+//!   server whose answers wait for a durable record costs on this machine and disk, the
+//!   measured bound under issue 11's targets with durable audit.
 //!
 //! To measure the daemon, add a target made by [`json_line_target`] with the daemon's socket
 //! and a `fetch` request line; the ratio table then compares it with `echo` and `ssh-agent`.
@@ -422,6 +430,330 @@ fn start_echo_server(socket: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// What a durable echo server shares between its connection threads: the lines not yet
+/// written and a group commit. Any connection thread finding no write under way becomes the
+/// leader and writes every line queued so far (its own and those queued while the last write
+/// ran) in one `O_DIRECT | O_DSYNC` write of whole 4 KiB blocks into a preallocated file, as
+/// the audit journal writes a frame; the others wait for it.
+struct GroupCommit {
+    state: std::sync::Mutex<CommitState>,
+    written: std::sync::Condvar,
+    file: std::fs::File,
+    mode: Durable,
+    queued_more: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct CommitState {
+    /// Lines queued (each ends in its newline) and the number of the last one queued.
+    pending: Vec<u8>,
+    queued: u64,
+    /// The number of the last line durable, and whether a leader is writing.
+    durable: u64,
+    writing: bool,
+    /// Where in the preallocated file the next write goes, and the writes made.
+    offset: u64,
+    writes: u64,
+    lines: u64,
+    /// Connections open, and lines queued and not yet taken by a leader.
+    connections: u64,
+    waiting_lines: u64,
+}
+
+/// How a durable echo makes its lines durable.
+#[derive(Clone, Copy, PartialEq)]
+enum Durable {
+    /// Group commit: a thread that finds no write under way writes every line queued.
+    Greedy,
+    /// Group commit whose leader first waits (at most [`GATHER_AT_MOST`]) until every open
+    /// connection has a line queued: in a closed loop each write then holds every client.
+    Gather,
+    /// No group commit: each connection thread writes its own line, in a block of its own,
+    /// as many writes in flight as connections (the disk takes writes in parallel).
+    Parallel,
+}
+
+/// How long a gathering leader waits at most for the other connections' lines.
+const GATHER_AT_MOST: Duration = Duration::from_micros(500);
+
+/// The durable echo's file: 16 MiB, preallocated and synced, written round and round.
+const DURABLE_ECHO_FILE: u64 = 16 << 20;
+const BLOCK: usize = 4096;
+
+impl GroupCommit {
+    fn open(path: &Path, mode: Durable) -> io::Result<GroupCommit> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+            .open(path)?;
+        // Zeroed blocks written (not a hole) and synced, so that each later write costs the
+        // disk the block and its flush, no allocation.
+        let mut buf = vec![0u8; (1 << 20) + BLOCK];
+        let at = buf.as_ptr().align_offset(BLOCK);
+        for i in 0..DURABLE_ECHO_FILE >> 20 {
+            std::os::unix::fs::FileExt::write_all_at(&file, &buf[at..at + (1 << 20)], i << 20)?;
+        }
+        buf.clear();
+        file.sync_all()?;
+        Ok(GroupCommit {
+            state: std::sync::Mutex::new(CommitState::default()),
+            written: std::sync::Condvar::new(),
+            file,
+            mode,
+            queued_more: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Write `lines` (`count` of them) in one write of whole blocks at the next place in the
+    /// file; the lock is not held over the write.
+    fn write_batch(&self, lines: &[u8], count: u64, scratch: &mut Vec<u8>) -> io::Result<()> {
+        let len = lines.len().div_ceil(BLOCK).max(1) * BLOCK;
+        let offset = {
+            let mut st = self
+                .state
+                .lock()
+                .map_err(|_| io::Error::other("poisoned"))?;
+            if st.offset + len as u64 > DURABLE_ECHO_FILE {
+                st.offset = 0;
+            }
+            st.offset += len as u64;
+            st.offset - len as u64
+        };
+        scratch.clear();
+        scratch.resize(len + BLOCK, 0);
+        let at = scratch.as_ptr().align_offset(BLOCK);
+        scratch[at..at + lines.len()].copy_from_slice(lines);
+        std::os::unix::fs::FileExt::write_all_at(&self.file, &scratch[at..at + len], offset)?;
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        st.writes += 1;
+        st.lines += count;
+        Ok(())
+    }
+
+    /// Count a connection opened (`1`) or closed (`-1`).
+    fn open_connection(&self, change: i64) {
+        if let Ok(mut st) = self.state.lock() {
+            st.connections = st.connections.saturating_add_signed(change);
+            self.queued_more.notify_one();
+        }
+    }
+
+    /// Queue `line` and return once it is durable (written by this thread or another).
+    fn commit(&self, line: &[u8], scratch: &mut Vec<u8>) -> io::Result<()> {
+        if self.mode == Durable::Parallel {
+            return self.write_batch(line, 1, scratch);
+        }
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        st.pending.extend_from_slice(line);
+        st.queued += 1;
+        st.waiting_lines += 1;
+        if self.mode == Durable::Gather && st.waiting_lines >= st.connections {
+            self.queued_more.notify_one();
+        }
+        let mine = st.queued;
+        loop {
+            if st.durable >= mine {
+                return Ok(());
+            }
+            if st.writing {
+                st = self
+                    .written
+                    .wait(st)
+                    .map_err(|_| io::Error::other("poisoned"))?;
+                continue;
+            }
+            // Lead: write everything queued so far.
+            st.writing = true;
+            if self.mode == Durable::Gather {
+                let until = Instant::now() + GATHER_AT_MOST;
+                while st.waiting_lines < st.connections {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    st = self
+                        .queued_more
+                        .wait_timeout(st, left)
+                        .map_err(|_| io::Error::other("poisoned"))?
+                        .0;
+                }
+            }
+            st.waiting_lines = 0;
+            let upto = st.queued;
+            let lines = std::mem::take(&mut st.pending);
+            drop(st);
+            let count = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+            let wrote = self.write_batch(&lines, count, scratch);
+            st = self
+                .state
+                .lock()
+                .map_err(|_| io::Error::other("poisoned"))?;
+            st.writing = false;
+            if wrote.is_ok() {
+                st.durable = upto;
+            }
+            self.written.notify_all();
+            wrote?;
+        }
+    }
+}
+
+/// A JSON-line echo server on `socket` whose every answer waits until its request line is
+/// durable on `file`'s disk, one thread per connection with the group commit of
+/// [`GroupCommit`]: the least any server does whose answers wait for a durable record (the
+/// floor of issue 11's targets with durable audit, measured on this machine and this disk).
+fn start_durable_echo_server(
+    socket: &Path,
+    file: &Path,
+    mode: Durable,
+) -> io::Result<Arc<GroupCommit>> {
+    let commit = Arc::new(GroupCommit::open(file, mode)?);
+    let listener = UnixListener::bind(socket)?;
+    let shared = Arc::clone(&commit);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let commit = Arc::clone(&shared);
+            std::thread::spawn(move || -> io::Result<()> {
+                let mut writer = conn.try_clone()?;
+                let mut reader = BufReader::new(conn);
+                let (mut line, mut scratch) = (Vec::new(), Vec::new());
+                commit.open_connection(1);
+                let served = (|| loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line)? == 0 {
+                        return Ok(());
+                    }
+                    commit.commit(&line, &mut scratch)?;
+                    writer.write_all(&line)?;
+                })();
+                commit.open_connection(-1);
+                served
+            });
+        }
+    });
+    Ok(commit)
+}
+
+/// A durable echo server of one thread, as the daemon is shaped: a `mio` loop reads every
+/// connection's ready lines; once every open connection has a line waiting (or
+/// [`GATHER_AT_MOST`] after the first), the loop itself writes them all in one
+/// `O_DIRECT | O_DSYNC` write, then writes their answers. In a closed loop each write holds
+/// every client and no thread hands work to another.
+fn start_durable_echo_loop(socket: &Path, file: &Path) -> io::Result<Arc<GroupCommit>> {
+    use mio::{Events, Interest, Poll, Token};
+    let commit = Arc::new(GroupCommit::open(file, Durable::Gather)?);
+    let shared = Arc::clone(&commit);
+    let mut listener = mio::net::UnixListener::bind(socket)?;
+    std::thread::spawn(move || -> io::Result<()> {
+        struct Conn {
+            stream: mio::net::UnixStream,
+            read: Vec<u8>,
+            lines: usize,
+        }
+        const LISTENER: Token = Token(usize::MAX);
+        let mut poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut events = Events::with_capacity(1024);
+        let mut conns: std::collections::HashMap<usize, Conn> = Default::default();
+        let (mut next, mut scratch, mut batch) = (0usize, Vec::new(), Vec::new());
+        let mut first_waiting: Option<Instant> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let timeout = first_waiting
+                .map(|t| (t + GATHER_AT_MOST).saturating_duration_since(Instant::now()));
+            poll.poll(&mut events, timeout)?;
+            for ev in events.iter() {
+                if ev.token() == LISTENER {
+                    while let Ok((mut stream, _)) = listener.accept() {
+                        poll.registry()
+                            .register(&mut stream, Token(next), Interest::READABLE)?;
+                        conns.insert(
+                            next,
+                            Conn {
+                                stream,
+                                read: Vec::new(),
+                                lines: 0,
+                            },
+                        );
+                        next += 1;
+                    }
+                    continue;
+                }
+                let id = ev.token().0;
+                let Some(conn) = conns.get_mut(&id) else {
+                    continue;
+                };
+                let mut closed = false;
+                loop {
+                    match conn.stream.read(&mut buf) {
+                        Ok(0) => {
+                            closed = true;
+                            break;
+                        }
+                        Ok(n) => conn.read.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                conn.lines = conn.read.iter().filter(|&&b| b == b'\n').count();
+                if closed {
+                    conns.remove(&id);
+                }
+            }
+            let waiting = conns.values().filter(|c| c.lines > 0).count();
+            if waiting == 0 {
+                first_waiting = None;
+                continue;
+            }
+            let started = *first_waiting.get_or_insert_with(Instant::now);
+            if waiting < conns.len() && started.elapsed() < GATHER_AT_MOST {
+                continue;
+            }
+            first_waiting = None;
+            // One durable write of every complete line waiting, then their answers.
+            batch.clear();
+            let mut answers = Vec::new();
+            for (&id, c) in conns.iter_mut().filter(|(_, c)| c.lines > 0) {
+                let end = c
+                    .read
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                let lines: Vec<u8> = c.read.drain(..end).collect();
+                batch.extend_from_slice(&lines);
+                c.lines = 0;
+                answers.push((id, lines));
+            }
+            shared.write_batch(&batch, answers.len() as u64, &mut scratch)?;
+            for (id, lines) in answers {
+                if let Some(c) = conns.get_mut(&id) {
+                    // Small answers to a client that reads them: the socket's buffer takes
+                    // them; a client that does not read is dropped.
+                    if c.stream.write_all(&lines).is_err() {
+                        conns.remove(&id);
+                    }
+                }
+            }
+        }
+    });
+    Ok(commit)
+}
+
 /// An ssh-agent child on `socket` holding one fresh ed25519 key. Killed on drop.
 struct SshAgent(Child);
 
@@ -575,6 +907,30 @@ fn run(opts: &Options) -> io::Result<()> {
         Some("\"op\":\"fetch\""),
     ));
 
+    let mut durable_echoes = Vec::new();
+    for (name, mode) in [
+        ("durable-echo", Durable::Greedy),
+        ("durable-echo gather", Durable::Gather),
+        ("durable-echo parallel", Durable::Parallel),
+        ("durable-echo loop", Durable::Gather),
+    ] {
+        let file = name.replace(' ', "-");
+        let sock = sockets.path().join(format!("{file}.sock"));
+        let path = disk.path().join(format!("{file}.bin"));
+        let commit = if name.ends_with("loop") {
+            start_durable_echo_loop(&sock, &path)?
+        } else {
+            start_durable_echo_server(&sock, &path, mode)?
+        };
+        durable_echoes.push((name, commit));
+        targets.push(json_line_target(
+            name,
+            sock,
+            r#"{"v":1,"op":"fetch","task":"shop-login"}"#,
+            Some("\"op\":\"fetch\""),
+        ));
+    }
+
     let agent_sock = sockets.path().join("agent.sock");
     let _agent = match start_ssh_agent(sockets.path(), &agent_sock) {
         Ok(a) => {
@@ -686,6 +1042,7 @@ fn run(opts: &Options) -> io::Result<()> {
             || name == "echo"
             || name == "ssh-agent"
             || name == "fdatasync"
+            || name.starts_with("durable-echo")
             || opts.only.iter().any(|o| name.starts_with(o.as_str()))
     };
     for &clients in &opts.clients {
@@ -725,6 +1082,16 @@ fn run(opts: &Options) -> io::Result<()> {
     print_ratios(&results);
     print_one_client_target(&results);
     println!();
+    for (name, commit) in &durable_echoes {
+        if let Ok(st) = commit.state.lock() {
+            println!(
+                "{name}: {} lines in {} writes (average group-commit batch {:.1})",
+                st.lines,
+                st.writes,
+                st.lines as f64 / st.writes.max(1) as f64
+            );
+        }
+    }
     for (name, log) in &logs {
         let s = log.stats();
         println!(
