@@ -811,7 +811,7 @@ enum Done {
 type Held = Vec<(usize, u64, Prepared)>;
 /// A turn's audit records for the committer thread, and what it found.
 type ToCommit = (u64, Vec<crate::audit::Ticket>);
-type Committed = (u64, Vec<Result<u64, crate::audit::AuditError>>);
+type Committed = (u64, Vec<Result<u64, crate::audit::AuditError>>, Duration);
 
 /// A connection accepted by the first loop for another one.
 struct NewConn {
@@ -828,9 +828,12 @@ pub struct Server {
     shutdown: Shutdown,
     /// One per loop; the first one also accepts.
     polls: Vec<Poll>,
-    /// Whether a lone client's turn is committed in the loop (always, outside tests).
+    /// Whether a loop may commit its gathered turns itself (always, outside tests).
     #[cfg(test)]
-    lone_commits: bool,
+    loop_commits: bool,
+    /// How long gathered turns wait at most for the rest of the last commit's clients.
+    #[cfg(test)]
+    gather_at_most: Duration,
     /// Set by the committer once it has found its inbox empty and is about to wait for the
     /// next turn (cleared when one arrives): a test of its gathering waits for that.
     #[cfg(test)]
@@ -869,17 +872,26 @@ impl Server {
             shutdown,
             polls,
             #[cfg(test)]
-            lone_commits: true,
+            loop_commits: true,
+            #[cfg(test)]
+            gather_at_most: GATHER_AT_MOST,
             #[cfg(test)]
             committer_waiting: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Send every turn to the committer, a lone client's too: a test of the committer's
-    /// gathering must not depend on how the loop happened to split the turns before it.
+    /// Send every turn to the committer, as after a slow commit: a test of the committer's
+    /// gathering.
     #[cfg(test)]
-    fn without_lone_commits(mut self) -> Self {
-        self.lone_commits = false;
+    fn without_loop_commits(mut self) -> Self {
+        self.loop_commits = false;
+        self
+    }
+
+    /// Let gathered turns wait up to `window` for the rest of the last commit's clients.
+    #[cfg(test)]
+    fn with_gather_window(mut self, window: Duration) -> Self {
+        self.gather_at_most = window;
         self
     }
 
@@ -904,7 +916,9 @@ impl Server {
             shutdown,
             polls,
             #[cfg(test)]
-            lone_commits,
+            loop_commits,
+            #[cfg(test)]
+            gather_at_most,
             #[cfg(test)]
             committer_waiting,
         } = self;
@@ -965,9 +979,15 @@ impl Server {
                     scratch: Zeroizing::new(vec![0; CHUNK]),
                     pending: HashMap::new(),
                     next_turn: 0,
-                    last_waiting: 0,
+                    gathered: Vec::new(),
+                    gathered_conns: 0,
+                    gather_since: None,
+                    cohort: 0,
+                    commit_in_loop: true,
                     #[cfg(test)]
-                    lone_commits,
+                    loop_commits,
+                    #[cfg(test)]
+                    gather_at_most,
                     following: false,
                     held_back: Vec::new(),
                     commits,
@@ -1041,9 +1061,20 @@ impl Server {
     }
 }
 
-/// A loop's committer thread: it waits until a turn's audit records are durable (one
-/// `write` and one sync for everything queued, the natural group commit) and hands the
-/// results back, so that the loop reads and decides the next turn meanwhile.
+/// How long a loop's decided turns wait at most for the rest of the clients its last commit
+/// answered ([`Loop::commit_gathered`]).
+const GATHER_AT_MOST: Duration = Duration::from_micros(500);
+
+/// A commit that takes longer has the committer thread write the loop's batches until one
+/// takes less ([`Loop::commit_gathered`]).
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
+
+/// A loop's committer thread: after a commit of the loop's own took over [`SLOW_COMMIT`]
+/// (a slow or failing disk), it waits instead of the loop until a turn's audit records are
+/// durable (one `write` and one sync for everything queued, the natural group commit) and
+/// hands the results back, so that the loop goes on answering `health`, accepting and
+/// stopping meanwhile ([`Loop::commit_gathered`]). A commit it makes within that time gives
+/// the loop its commits back.
 ///
 /// A turn that finds the committer idle (the disk is idle too) is the first of the clients
 /// that the last batch released, who come back over several turns of the loop: the committer
@@ -1081,8 +1112,9 @@ fn start_committer(
                     }
                     Err(mpsc::TryRecvError::Disconnected) => break,
                 };
+                let started = Instant::now();
                 let results = h.wait_audit(&tickets, idle);
-                if outbox.send((turn, results)).is_err() {
+                if outbox.send((turn, results, started.elapsed())).is_err() {
                     break;
                 }
                 let _ = waker.wake();
@@ -1166,11 +1198,21 @@ struct Loop {
     /// Turns whose records the committer thread is making durable, and their answers.
     pending: HashMap<u64, Held>,
     next_turn: u64,
-    /// Connections whose answers waited for audit records in the last turn that had any.
-    last_waiting: usize,
-    /// [`Server::without_lone_commits`].
+    /// Turns decided whose records wait to be committed together, the connections waiting
+    /// in them, and since when ([`Loop::commit_gathered`]).
+    gathered: Vec<ToCommit>,
+    gathered_conns: usize,
+    gather_since: Option<Instant>,
+    /// The connections the last commit answered: the clients expected back next.
+    cohort: usize,
+    /// Whether the loop commits gathered turns itself: false from a commit that took over
+    /// [`SLOW_COMMIT`] until the committer makes one within it.
+    commit_in_loop: bool,
+    /// [`Server::without_loop_commits`], [`Server::with_gather_window`].
     #[cfg(test)]
-    lone_commits: bool,
+    loop_commits: bool,
+    #[cfg(test)]
+    gather_at_most: Duration,
     /// The worker is loading a changed vault file: requests wait in `held_back` until it is
     /// done.
     following: bool,
@@ -1202,6 +1244,9 @@ impl Loop {
                 || (accept_ready && accept_retry.is_none())
             {
                 timeout = Duration::ZERO;
+            }
+            if let Some(left) = self.gather_left() {
+                timeout = timeout.min(left);
             }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -1243,6 +1288,7 @@ impl Loop {
                 }
             }
             self.turn(false);
+            self.commit_gathered(false);
             if Instant::now() >= next_sweep {
                 self.sweep(false);
                 next_sweep = after(SWEEP);
@@ -1460,25 +1506,9 @@ impl Loop {
             let turn = self.next_turn;
             self.next_turn += 1;
             self.pending.insert(turn, held);
-            // One connection waiting, in this turn and the one before, and no turn in the
-            // committer: a lone client, for whom nothing else would run meanwhile, so the loop
-            // commits itself and saves two thread wake-ups (on a VM they cost more than the
-            // request; docs/security.md, "Daemon throughput"). Under concurrency a turn of one
-            // is only a gap between bigger ones: it goes to the committer like them.
-            let alone = self.pending.len() == 1 && waiting.len() == 1 && self.last_waiting <= 1;
-            #[cfg(test)]
-            let alone = alone && self.lone_commits;
-            self.last_waiting = waiting.len();
-            let sent = if alone {
-                Err(mpsc::SendError((turn, tickets)))
-            } else {
-                self.commits.send((turn, tickets))
-            };
-            if let Err(mpsc::SendError((turn, tickets))) = sent {
-                // Committed here (or no committer, which cannot stop while the loop runs).
-                let results = self.handler.wait_audit(&tickets, false);
-                self.answer_committed(turn, results);
-            }
+            self.gathered.push((turn, tickets));
+            self.gathered_conns += waiting.len();
+            self.gather_since.get_or_insert_with(Instant::now);
         }
         now.dedup();
         for slot in now {
@@ -1486,9 +1516,73 @@ impl Loop {
         }
     }
 
-    /// Turns whose audit records the committer has settled: their answers go out.
+    /// How long the gathered turns may still wait for the rest of the last commit's clients.
+    fn gather_left(&self) -> Option<Duration> {
+        #[cfg(not(test))]
+        let at_most = GATHER_AT_MOST;
+        #[cfg(test)]
+        let at_most = self.gather_at_most;
+        self.gather_since.map(|t| {
+            t.checked_add(at_most).map_or(Duration::MAX, |end| {
+                end.saturating_duration_since(Instant::now())
+            })
+        })
+    }
+
+    /// Commit the gathered turns' records in one batch and write their answers, once every
+    /// client the last commit answered is back (they come back over several turns), or the
+    /// gathering has waited [`GATHER_AT_MOST`], or `now` (the stop). The loop writes the batch
+    /// itself: the clients it waits for are all in it, and handing it to another thread
+    /// costs two wake-ups, which on a VM cost more than the loop's work a request
+    /// (docs/security.md, "Daemon throughput"). After a commit that took over
+    /// [`SLOW_COMMIT`] (a slow or failing disk) the committer thread writes them instead, so
+    /// that the loop goes on answering `health`, accepting and stopping, until it makes one
+    /// within that time again.
+    fn commit_gathered(&mut self, now: bool) {
+        if self.gathered.is_empty() {
+            return;
+        }
+        let whole = self.gathered_conns >= self.cohort;
+        if !now && !whole && self.gather_left().is_some_and(|left| !left.is_zero()) {
+            return;
+        }
+        let gathered = std::mem::take(&mut self.gathered);
+        self.cohort = std::mem::take(&mut self.gathered_conns);
+        self.gather_since = None;
+        let in_loop = self.commit_in_loop;
+        #[cfg(test)]
+        let in_loop = in_loop && self.loop_commits;
+        let mut here = Vec::new();
+        for (turn, tickets) in gathered {
+            if in_loop {
+                here.push((turn, tickets));
+            } else if let Err(mpsc::SendError(turn)) = self.commits.send((turn, tickets)) {
+                // No committer (it cannot stop while the loop runs): committed here.
+                here.push(turn);
+            }
+        }
+        if here.is_empty() {
+            return;
+        }
+        let tickets: Vec<_> = here.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+        let started = Instant::now();
+        let mut results = self.handler.wait_audit(&tickets, false).into_iter();
+        if started.elapsed() > SLOW_COMMIT {
+            self.commit_in_loop = false;
+        }
+        for (turn, tickets) in here {
+            let mine: Vec<_> = results.by_ref().take(tickets.len()).collect();
+            self.answer_committed(turn, mine);
+        }
+    }
+
+    /// Turns whose audit records the committer has settled: their answers go out. A commit
+    /// it made within [`SLOW_COMMIT`] gives the loop its commits back.
     fn take_committed(&mut self) {
-        while let Ok((turn, results)) = self.committed.try_recv() {
+        while let Ok((turn, results, took)) = self.committed.try_recv() {
+            if took <= SLOW_COMMIT {
+                self.commit_in_loop = true;
+            }
             self.answer_committed(turn, results);
         }
     }
@@ -1913,6 +2007,7 @@ impl Loop {
             self.take_worker_answers();
             self.take_committed();
             self.turn(true);
+            self.commit_gathered(true);
             self.sweep(true);
         }
         for slot in 0..self.conns.len() {
@@ -2366,10 +2461,105 @@ mod tests {
         assert!(!path.exists(), "the socket we created is removed at stop");
     }
 
-    /// The clients one batch released come back over several turns of the loop: the
-    /// committer waits until as many records are queued as that batch held, and writes them
-    /// in one batch, instead of syncing the first one alone while the others wait behind it.
-    /// It is woken when the count is reached, not when its (here 20 s) window ends.
+    /// The four clients of a first batch of four come back one by one, each in a turn of its
+    /// own: their records make one batch, written when the fourth is back, well before the
+    /// gathering's `window` ends.
+    fn come_back_one_by_one(clients: &[UnixStream], handler: &Handler, window: Duration) {
+        let started = Instant::now();
+        for mut c in clients {
+            c.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for c in clients {
+            assert_eq!(answer(c)["error"]["code"], "locked");
+        }
+        let stats = handler.audit_stats();
+        assert_eq!(stats.records, 8, "{stats:?}");
+        assert_eq!(stats.batches, 2, "four turns, one batch: {stats:?}");
+        assert!(
+            started.elapsed() < window / 2,
+            "written when the fourth came back, not at the window's end"
+        );
+    }
+
+    /// The clients one commit answered come back over several turns of the loop: the loop
+    /// holds their turns until all of them are back and commits them in one batch, instead of
+    /// syncing the first one alone while the others wait behind it. It commits when the last
+    /// one is back, not when its (here 4 s) window ends; without the last, when it ends.
+    #[test]
+    fn the_loop_gathers_the_clients_of_its_last_commit_over_several_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let window = Duration::from_secs(4);
+        let (server, handler, path) = locked_server(dir.path());
+        let server = server.with_gather_window(window);
+        // Four requests ready at the first turn: the first commit holds four.
+        let clients = fetching_clients(&path, 4);
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        for c in &clients {
+            assert_eq!(answer(c)["error"]["code"], "locked");
+        }
+        assert_eq!(handler.audit_stats().batches, 1);
+        come_back_one_by_one(&clients, &handler, window);
+        // Three of them come back: after the window, the three are committed without the
+        // fourth, and the next commit waits for three.
+        let window_start = Instant::now();
+        for mut c in &clients[..3] {
+            c.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                .unwrap();
+        }
+        for c in &clients[..3] {
+            assert_eq!(answer(c)["error"]["code"], "locked");
+        }
+        assert!(
+            window_start.elapsed() >= window,
+            "three of four waited for the window"
+        );
+        assert_eq!(handler.audit_stats().batches, 3);
+        stop.trigger();
+        running.join().unwrap().unwrap();
+    }
+
+    /// After a commit that took over [`SLOW_COMMIT`] the loop hands its batches to the
+    /// committer thread: while the next one is being written, `health` is answered at once.
+    #[test]
+    fn after_a_slow_commit_health_is_answered_while_the_next_commit_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, handler, path) = locked_server(dir.path());
+        let slow = SLOW_COMMIT * 3;
+        *handler.committed_delay.lock().unwrap() = slow;
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        let fetch = b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n";
+        let mut runner = UnixStream::connect(&path).unwrap();
+        // The first commit is the loop's own: slow.
+        runner.write_all(fetch).unwrap();
+        assert_eq!(answer(&runner)["error"]["code"], "locked");
+        // The next goes to the committer, and the loop answers `health` meanwhile.
+        let sent = Instant::now();
+        runner.write_all(fetch).unwrap();
+        std::thread::sleep(SLOW_COMMIT / 5);
+        let mut monitor = UnixStream::connect(&path).unwrap();
+        monitor.write_all(b"{\"v\":1,\"op\":\"health\"}\n").unwrap();
+        let health = answer(&monitor);
+        let answered = sent.elapsed();
+        assert_eq!(health["ok"], true, "{health}");
+        assert!(
+            answered < slow,
+            "health answered after {answered:?}, while the commit takes {slow:?}"
+        );
+        assert_eq!(answer(&runner)["error"]["code"], "locked");
+        assert_eq!(handler.audit_stats().records, 2);
+        stop.trigger();
+        running.join().unwrap().unwrap();
+    }
+
+    /// As after a slow commit, the committer writes the batches: the clients one batch
+    /// released come back over several turns of the loop, and the committer waits until as
+    /// many records are queued as that batch held, and writes them in one batch, instead of
+    /// syncing the first one alone while the others wait behind it. It is woken when the
+    /// count is reached, not when its (here 20 s) window ends.
     #[test]
     fn the_committer_gathers_the_clients_of_its_last_batch_over_several_turns() {
         let dir = tempfile::tempdir().unwrap();
@@ -2377,7 +2567,10 @@ mod tests {
         let (server, handler, path) = server_with(dir.path(), Limits::default(), |log| {
             log.set_gather_window(window)
         });
-        let server = server.without_lone_commits();
+        // The loop's own gathering off (zero window), and its commits to the committer.
+        let server = server
+            .without_loop_commits()
+            .with_gather_window(Duration::ZERO);
         let waiting = server.committer_waiting();
         // Four requests ready at the first turn: the committer's first batch holds four.
         let clients = fetching_clients(&path, 4);
@@ -2396,23 +2589,7 @@ mod tests {
             assert!(Instant::now() < deadline, "the committer never waits");
             std::thread::sleep(Duration::from_millis(1));
         }
-        // They come back one by one, each in a turn of its own.
-        let started = Instant::now();
-        for mut c in &clients {
-            c.write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for c in &clients {
-            assert_eq!(answer(c)["error"]["code"], "locked");
-        }
-        let stats = handler.audit_stats();
-        assert_eq!(stats.records, 8, "{stats:?}");
-        assert_eq!(stats.batches, 2, "four turns, one batch: {stats:?}");
-        assert!(
-            started.elapsed() < window / 2,
-            "the committer was woken by the fourth record, not by its window's end"
-        );
+        come_back_one_by_one(&clients, &handler, window);
         stop.trigger();
         running.join().unwrap().unwrap();
     }
