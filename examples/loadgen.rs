@@ -14,14 +14,14 @@
 //!   plain `write` and `fdatasync` calls: "one fdatasync" of the one-client target;
 //! - `audit-append sync|nosync`: `AuditLog::append` from N threads, no socket: what the durable
 //!   audit log (with group commit and its journal) costs by itself on this disk;
-//! - `durable-echo`, `durable-echo gather`, `durable-echo parallel`, `durable-echo loop`: the
-//!   echo server again, whose every answer waits until its request line is durable (one
-//!   `O_DIRECT | O_DSYNC` write of whole 4 KiB blocks, as the audit journal writes): a thread
-//!   per connection with a plain group commit, with a leader that first waits for every open
-//!   connection's line, with a write per line and no group commit, and one `mio` loop that
-//!   gathers every connection's line and writes them itself. No scopevault code: the least any
-//!   server whose answers wait for a durable record costs on this machine and disk, the
-//!   measured bound under issue 11's targets with durable audit.
+//! - `durable-echo`, `durable-echo gather`, `durable-echo parallel`, `durable-echo loop`,
+//!   `durable-echo spin`: the echo server again, whose every answer waits until its request
+//!   line is durable (one `O_DIRECT | O_DSYNC` write of whole 4 KiB blocks, as the audit
+//!   journal writes): a thread per connection with a plain group commit, with a leader that
+//!   first waits for every open connection's line, with a write per line and no group commit,
+//!   one `mio` loop that gathers every connection's line and writes them itself, and that loop
+//!   polling without ever sleeping (a CPU burnt all the time). No scopevault code: what
+//!   durable answers cost on this machine and disk without any of the daemon's work.
 //!
 //! To measure the daemon, add a target made by [`json_line_target`] with the daemon's socket
 //! and a `fetch` request line; the ratio table then compares it with `echo` and `ssh-agent`.
@@ -471,6 +471,12 @@ enum Durable {
     /// No group commit: each connection thread writes its own line, in a block of its own,
     /// as many writes in flight as connections (the disk takes writes in parallel).
     Parallel,
+    /// One `mio` loop that gathers every connection's line and writes them itself
+    /// ([`start_durable_echo_loop`]).
+    Loop,
+    /// The same loop, polling without ever sleeping: it burns a CPU all the time, which no
+    /// daemon on a checkpoint host may, and pays no wake-up of its own.
+    Spin,
 }
 
 /// How long a gathering leader waits at most for the other connections' lines.
@@ -648,10 +654,13 @@ fn start_durable_echo_server(
 /// connection's ready lines; once every open connection has a line waiting (or
 /// [`GATHER_AT_MOST`] after the first), the loop itself writes them all in one
 /// `O_DIRECT | O_DSYNC` write, then writes their answers. In a closed loop each write holds
-/// every client and no thread hands work to another.
-fn start_durable_echo_loop(socket: &Path, file: &Path) -> io::Result<Arc<GroupCommit>> {
+/// every client and no thread hands work to another. With `spin` it never sleeps.
+fn start_durable_echo_loop(socket: &Path, file: &Path, spin: bool) -> io::Result<Arc<GroupCommit>> {
     use mio::{Events, Interest, Poll, Token};
-    let commit = Arc::new(GroupCommit::open(file, Durable::Gather)?);
+    let commit = Arc::new(GroupCommit::open(
+        file,
+        if spin { Durable::Spin } else { Durable::Loop },
+    )?);
     let shared = Arc::clone(&commit);
     let mut listener = mio::net::UnixListener::bind(socket)?;
     std::thread::spawn(move || -> io::Result<()> {
@@ -672,6 +681,12 @@ fn start_durable_echo_loop(socket: &Path, file: &Path) -> io::Result<Arc<GroupCo
         loop {
             let timeout = first_waiting
                 .map(|t| (t + GATHER_AT_MOST).saturating_duration_since(Instant::now()));
+            // Spinning only while connections are open: the other rows run undisturbed.
+            let timeout = if spin && !conns.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
             poll.poll(&mut events, timeout)?;
             for ev in events.iter() {
                 if ev.token() == LISTENER {
@@ -912,15 +927,17 @@ fn run(opts: &Options) -> io::Result<()> {
         ("durable-echo", Durable::Greedy),
         ("durable-echo gather", Durable::Gather),
         ("durable-echo parallel", Durable::Parallel),
-        ("durable-echo loop", Durable::Gather),
+        ("durable-echo loop", Durable::Loop),
+        ("durable-echo spin", Durable::Spin),
     ] {
         let file = name.replace(' ', "-");
         let sock = sockets.path().join(format!("{file}.sock"));
         let path = disk.path().join(format!("{file}.bin"));
-        let commit = if name.ends_with("loop") {
-            start_durable_echo_loop(&sock, &path)?
-        } else {
-            start_durable_echo_server(&sock, &path, mode)?
+        let commit = match mode {
+            Durable::Loop | Durable::Spin => {
+                start_durable_echo_loop(&sock, &path, mode == Durable::Spin)?
+            }
+            _ => start_durable_echo_server(&sock, &path, mode)?,
         };
         durable_echoes.push((name, commit));
         targets.push(json_line_target(
