@@ -172,17 +172,6 @@ pub fn set_primary_group(user: &str, group: &str) -> Result<(), String> {
     })
 }
 
-/// End every process of `uid` (`pkill -KILL -u`), as operations.md's removal of a primary
-/// group says; none left is no error.
-pub fn kill_processes_of(uid: u32) {
-    let status = Command::new("pkill")
-        .args(["-KILL", "-u", &uid.to_string()])
-        .status()
-        .expect("run pkill");
-    // 0: some were signalled; 1: none matched.
-    assert!(matches!(status.code(), Some(0 | 1)), "pkill: {status}");
-}
-
 /// The gid of group `name`, if it exists.
 pub fn gid_of(name: &str) -> Option<u32> {
     let o = Command::new("getent").args(["group", name]).output().ok()?;

@@ -300,8 +300,17 @@ while True:
             Conn { child, to, from }
         }
 
+        /// End the relay (SIGKILL) and reap it: the connection is closed.
+        fn end(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+
         fn ask(&mut self, request: &str) -> Value {
-            writeln!(self.to, "{request}").unwrap();
+            if let Err(e) = writeln!(self.to, "{request}") {
+                let status = self.child.wait();
+                panic!("the relay is gone ({e}): it ended with {status:?}");
+            }
             let mut line = String::new();
             self.from.read_line(&mut line).unwrap();
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
@@ -845,11 +854,14 @@ while True:
         // operations.md, "A runner group that is the user's primary group": another primary
         // group, then every process of the user ended; and a user deleted.
         users::set_primary_group(MOVED, OTHERS).expect("usermod -g");
-        // The deleted user's processes are ended before its uid is freed: once `userdel`
-        // frees it, another test running meanwhile may be given it by `useradd`, and a
-        // `pkill -u` of it then would end that test's processes (it did: a broken pipe in
-        // `a_runner_name_is_resolved_again_when_etc_passwd_changes`).
-        users::kill_processes_of(deleted);
+        // The user's processes are this test's relays, ended one by one, never by a
+        // `pkill -u` of the uid: a uid another test frees for a moment (`userdel`, then
+        // `useradd -u` of the same uid) may have been given to one of these users meanwhile,
+        // and a `pkill -u` then ended that test's relay (a broken pipe in
+        // `a_runner_name_is_resolved_again_when_etc_passwd_changes` and
+        // `a_scheduler_name_is_resolved_again_when_etc_passwd_changes`, its relay killed by
+        // SIGKILL).
+        processes[1].end();
         users::delete_user(DELETED).expect("userdel");
         users::add_to_group(users::OTHER_USER, OTHERS).expect("usermod -a -G");
         sign.ask_until(FETCH, |v| v["ok"] == true, "fetch as a member of OTHERS");
@@ -872,7 +884,7 @@ while True:
                 && !message.contains("removed"),
             "{message}"
         );
-        users::kill_processes_of(moved);
+        processes[0].end();
 
         for (t, issuer) in [(&tickets[0], moved), (&tickets[1], deleted)] {
             assert_revoked_ticket_refused_twice(&d, t, issuer);
