@@ -144,6 +144,10 @@ pub struct Handler {
     /// once the records are durable, so that a test can order what reaches the loop.
     #[cfg(test)]
     pub(crate) committed_delay: Mutex<std::time::Duration>,
+    /// Tests: the name of the thread that made each [`Handler::wait_audit`] call, in order
+    /// (the event loop's `sv-loop` or its committer's `sv-commit`).
+    #[cfg(test)]
+    pub(crate) committed_by: Mutex<Vec<String>>,
 }
 
 fn now_unix() -> u64 {
@@ -220,6 +224,8 @@ impl Handler {
             followed_on: Mutex::new(Vec::new()),
             #[cfg(test)]
             committed_delay: Mutex::new(std::time::Duration::ZERO),
+            #[cfg(test)]
+            committed_by: Mutex::new(Vec::new()),
         }
     }
 
@@ -693,7 +699,11 @@ impl Handler {
     ) -> Vec<Result<u64, AuditError>> {
         let results = self.audit.wait(tickets, gather);
         #[cfg(test)]
-        std::thread::sleep(*self.committed_delay.lock().unwrap());
+        {
+            let name = std::thread::current().name().unwrap_or_default().to_owned();
+            self.committed_by.lock().unwrap().push(name);
+            std::thread::sleep(*self.committed_delay.lock().unwrap());
+        }
         results
     }
 

@@ -2555,6 +2555,47 @@ mod tests {
         running.join().unwrap().unwrap();
     }
 
+    /// After a slow commit the committer writes the batches until it makes one within
+    /// [`SLOW_COMMIT`]; the loop then writes them itself again (the fast path, no wake-ups of
+    /// another thread).
+    #[test]
+    fn a_fast_commit_by_the_committer_gives_the_loop_its_commits_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, handler, path) = locked_server(dir.path());
+        *handler.committed_delay.lock().unwrap() = SLOW_COMMIT * 2;
+        let stop = server.shutdown_handle();
+        let running = std::thread::spawn(move || server.run());
+        let mut runner = UnixStream::connect(&path).unwrap();
+        let mut fetch = |delay: Duration| {
+            *handler.committed_delay.lock().unwrap() = delay;
+            runner
+                .write_all(b"{\"v\":1,\"op\":\"fetch\",\"task\":\"shop\"}\n")
+                .unwrap();
+            assert_eq!(answer(&runner)["error"]["code"], "locked");
+        };
+        // The loop's own commit, slow: the next goes to the committer, slow again: so does
+        // the one after it, which is fast: the loop makes the last.
+        fetch(SLOW_COMMIT * 2);
+        fetch(SLOW_COMMIT * 2);
+        fetch(Duration::ZERO);
+        fetch(Duration::ZERO);
+        fetch(Duration::ZERO);
+        // The loop runs on the thread that called `run` (here the test's own, unnamed).
+        let by: Vec<&str> = (handler.committed_by.lock().unwrap().iter())
+            .map(|name| {
+                if name == "sv-commit" {
+                    "committer"
+                } else {
+                    "loop"
+                }
+            })
+            .collect();
+        assert_eq!(by, ["loop", "committer", "committer", "loop", "loop"]);
+        assert_eq!(handler.audit_stats().records, 5);
+        stop.trigger();
+        running.join().unwrap().unwrap();
+    }
+
     /// As after a slow commit, the committer writes the batches: the clients one batch
     /// released come back over several turns of the loop, and the committer waits until as
     /// many records are queued as that batch held, and writes them in one batch, instead of
