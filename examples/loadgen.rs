@@ -12,6 +12,10 @@
 //!   `SSH2_AGENTC_REQUEST_IDENTITIES` — a well-known local credential daemon;
 //! - `fdatasync`: N threads each appending a 400-byte line to one file and `fdatasync`ing it,
 //!   plain `write` and `fdatasync` calls: "one fdatasync" of the one-client target;
+//! - `durable write`: N threads each making the audit journal's write (one `O_DIRECT |
+//!   O_DSYNC` write of a 4 KiB block into a preallocated file), no socket: with one thread,
+//!   what one durable batch costs at the least, from which the run prints the ceiling at 8
+//!   and 64 clients ([`print_ceilings`]);
 //! - `audit-append sync|nosync`: `AuditLog::append` from N threads, no socket: what the durable
 //!   audit log (with group commit and its journal) costs by itself on this disk;
 //! - `durable-echo`, `durable-echo gather`, `durable-echo parallel`, `durable-echo loop`,
@@ -310,6 +314,21 @@ fn fdatasync_target(path: PathBuf) -> io::Result<Target> {
                 (&*file).write_all(&line)?;
                 file.sync_data()
             }) as RoundTrip)
+        }),
+    })
+}
+
+/// The audit journal's durable write from each client thread: one `O_DIRECT | O_DSYNC` write
+/// of a 4 KiB block at the next place in a preallocated file ([`GroupCommit::write_batch`], a
+/// write of its own per request, no socket and no group commit).
+fn durable_write_target(path: &Path) -> io::Result<Target> {
+    let file = Arc::new(GroupCommit::open(path, Durable::Parallel)?);
+    Ok(Target {
+        name: "durable write".to_owned(),
+        connect: Box::new(move || {
+            let file = Arc::clone(&file);
+            let mut scratch = Vec::new();
+            Ok(Box::new(move || file.write_batch(b"x\n", 1, &mut scratch)) as RoundTrip)
         }),
     })
 }
@@ -961,6 +980,9 @@ fn run(opts: &Options) -> io::Result<()> {
     };
 
     targets.push(fdatasync_target(disk.path().join("fdatasync.log"))?);
+    targets.push(durable_write_target(
+        &disk.path().join("durable-write.bin"),
+    )?);
     let mut logs = Vec::new();
     for sync in [true, false] {
         let name = if sync {
@@ -1059,6 +1081,7 @@ fn run(opts: &Options) -> io::Result<()> {
             || name == "echo"
             || name == "ssh-agent"
             || name == "fdatasync"
+            || name == "durable write"
             || name.starts_with("durable-echo")
             || opts.only.iter().any(|o| name.starts_with(o.as_str()))
     };
@@ -1098,6 +1121,7 @@ fn run(opts: &Options) -> io::Result<()> {
     }
     print_ratios(&results);
     print_one_client_target(&results);
+    print_ceilings(&results);
     println!();
     for (name, commit) in &durable_echoes {
         if let Ok(st) = commit.state.lock() {
@@ -1314,6 +1338,56 @@ fn print_one_client_target(results: &[Stats]) {
         println!(
             "one client: scopevault sync p50 {d:.1} µs; echo {e:.1} + fdatasync {f:.1} + 20 = {bound:.1} µs: {}",
             if d <= bound { "within" } else { "over" }
+        );
+    }
+}
+
+/// What this machine allows a durable server at 8 and 64 clients (issue 11's 0.3× and 0.5× the
+/// echo), from this run. With `c` clients each waiting for its answer, and every answer waiting
+/// for a durable write begun after its request was read, each client's round trip holds at
+/// least one write, and one write takes at least `L` (the `durable write` row with one client:
+/// a write alone, none beside it to share the disk): so at most `c / L` requests a second,
+/// whatever the server does (one write for all, or many in flight), with no work of its own.
+/// That is the hard ceiling. A nearer one adds what the echo takes for a round trip at `c`
+/// clients (`c / E`, `E` the echo's req/s: the read, the answer and the client's wake-up, which
+/// cannot overlap the write that comes between them, though at `c` clients on few CPUs part of
+/// the echo's time is queueing that could): `c / (c/E + L)`, `1 / (1 + E·L/c)` times the echo.
+fn print_ceilings(results: &[Stats]) {
+    let row = |name: &str, c: usize| results.iter().find(|s| s.target == name && s.clients == c);
+    let Some(write) = row("durable write", 1) else {
+        return;
+    };
+    let l = 1.0 / write.throughput();
+    println!();
+    println!(
+        "ceilings: one durable write alone takes L = {:.1} µs (mean, the `durable write` row at \
+         1 client); c clients whose answers each wait for such a write make at most c / L, and \
+         with the echo's round trip E on top c / (c/E + L)",
+        l * 1e6
+    );
+    let mut counts: Vec<usize> = results
+        .iter()
+        .map(|s| s.clients)
+        .filter(|&c| c > 1)
+        .collect();
+    counts.dedup();
+    for c in counts {
+        let Some(echo) = row("echo", c) else { continue };
+        let e = echo.throughput();
+        let (hard, near) = (c as f64 / l, c as f64 / (c as f64 / e + l));
+        let target = if c >= 64 { 0.5 } else { 0.3 };
+        let best = results
+            .iter()
+            .filter(|s| s.clients == c && s.target.starts_with("durable-echo"))
+            .map(|s| s.throughput() / e)
+            .fold(f64::NAN, f64::max);
+        println!(
+            "  {c} clients: E = {e:.0} req/s, E·L = {:.1}: at most {hard:.0} req/s = {:.2}× echo, \
+             nearer {near:.0} req/s = {:.2}× (issue 11's target {target}×; the best durable \
+             echo {best:.2}×)",
+            e * l,
+            hard / e,
+            near / e,
         );
     }
 }
